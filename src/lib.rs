@@ -9,6 +9,7 @@ pub mod compress;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod http;
 pub mod job;
 pub mod logging;
 pub mod names;
