@@ -36,6 +36,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Backups, newest first.
     List {
+        /// List snapkeep's backups on Drive instead.
+        #[arg(long)]
+        remote: bool,
         #[arg(long)]
         json: bool,
     },
@@ -47,6 +50,9 @@ pub enum Command {
         name: Option<String>,
         #[arg(long, conflicts_with = "name")]
         all: bool,
+        /// Check the copies on Drive: their SHA-256 and MD5 against the records.
+        #[arg(long)]
+        remote: bool,
         #[arg(long)]
         json: bool,
     },
@@ -60,7 +66,17 @@ pub enum Command {
         /// Confirm: restore replaces the live database's content.
         #[arg(long)]
         yes: bool,
+        /// Download the backup from Drive (checking its SHA-256) instead of using the local copy.
+        #[arg(long)]
+        from_drive: bool,
     },
+    /// Upload the backups whose upload failed earlier.
+    Upload {
+        #[arg(long, required = true)]
+        pending: bool,
+    },
+    /// Google OAuth consent for Drive; writes the credentials file (mode 0600).
+    Auth,
     /// Protect a backup from rotation.
     Pin { name: String },
     /// Release a pinned backup to rotation.
@@ -87,6 +103,9 @@ pub struct RotateArgs {
     /// Show what would be kept and deleted, with reasons; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Rotate snapkeep's backups on Drive instead.
+    #[arg(long)]
+    pub remote: bool,
     #[arg(long)]
     pub json: bool,
     #[arg(long, value_name = "N")]
@@ -152,10 +171,38 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     let (cfg, raw) = load_config(&cli)?;
     match &cli.command {
         Command::Backup(a) => backup(&cfg, a),
-        Command::List { json } => list(&cfg, *json),
+        Command::List { remote: true, json } => crate::remote_cli::list(&cfg, *json),
+        Command::List { json, .. } => list(&cfg, *json),
+        Command::Rotate(a) if a.remote => crate::remote_cli::rotate(&cfg, a.dry_run, a.json),
         Command::Rotate(a) => rotate_cmd(&cfg, a),
-        Command::Verify { name, all: _, json } => verify(&cfg, name.as_deref(), *json),
-        Command::Restore { name, to, yes } => restore(&cfg, name, to.as_deref(), *yes),
+        Command::Verify {
+            name,
+            remote: true,
+            json,
+            ..
+        } => crate::remote_cli::verify(&cfg, name.as_deref(), *json),
+        Command::Verify { name, json, .. } => verify(&cfg, name.as_deref(), *json),
+        Command::Restore {
+            name,
+            to,
+            yes,
+            from_drive,
+        } => restore(&cfg, name, to.as_deref(), *yes, *from_drive),
+        Command::Upload { .. } => crate::remote_cli::upload_pending(&cfg),
+        Command::Auth => {
+            let out = crate::auth::run(
+                cfg.client_secret_file.as_deref(),
+                cfg.drive.as_ref().map(|d| d.credentials.as_path()),
+            )?;
+            println!("wrote {} (mode 0600)", out.display());
+            if cfg.drive.is_none() {
+                println!(
+                    "set GOOGLE_APPLICATION_CREDENTIALS={} to turn Drive on",
+                    out.display()
+                );
+            }
+            Ok(ExitStatus::Ok)
+        }
         Command::Pin { name } => pin(&cfg, name, true),
         Command::Unpin { name } => pin(&cfg, name, false),
         Command::Config => {
@@ -168,7 +215,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) {
+pub fn print_json<T: Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);
@@ -439,6 +486,7 @@ fn restore(
     name: &str,
     to: Option<&std::path::Path>,
     yes: bool,
+    from_drive: bool,
 ) -> Result<ExitStatus> {
     if !yes {
         let target = match to {
@@ -453,8 +501,16 @@ fn restore(
     }
     let store = Store::open(&cfg.backup_dir)?;
     let (lock, _run) = job::begin(&store, "restore")?;
-    let entry = store.find(name, cfg.tz)?;
-    let out = crate::restore::restore(cfg, &store, &lock, &entry, to, &Cancel::new())?;
+    let entry = if from_drive {
+        crate::remote_cli::download_for_restore(cfg, &store, &lock, name)?
+    } else {
+        store.find(name, cfg.tz)?
+    };
+    let out = crate::restore::restore(cfg, &store, &lock, &entry, to, &Cancel::new());
+    if from_drive {
+        crate::snapshot::remove_snapshot_files(&entry.path);
+    }
+    let out = out?;
     println!("restored {} into {}", out.restored, out.target.display());
     if let Some(saved) = out.saved_as {
         println!("the previous database was saved as {saved} (protected from rotation)");

@@ -81,6 +81,10 @@ pub struct DriveConfig {
     pub folder_id: Option<String>,
     pub endpoint: String,
     pub delete: DriveDelete,
+    /// How long one Drive operation may keep retrying before the backup is left pending.
+    pub retry_timeout: Duration,
+    /// Resumable upload chunk size: a multiple of 256 KiB.
+    pub chunk_bytes: usize,
 }
 
 /// The effective configuration, validated.
@@ -160,6 +164,8 @@ pub const KEYS: &[(&str, Option<&str>, bool)] = &[
         false,
     ),
     ("DRIVE_DELETE", Some("trash"), false),
+    ("DRIVE_RETRY_TIMEOUT", Some("300"), false),
+    ("DRIVE_CHUNK_KIB", Some("8192"), false),
     ("NTFY_URL", Some("https://ntfy.sh"), false),
     ("NTFY_TOPIC", None, false),
     ("NTFY_TOKEN", None, true),
@@ -403,6 +409,14 @@ impl Config {
                 ("delete", DriveDelete::Delete),
             ],
         );
+        let retry_timeout =
+            Duration::from_secs(p.number("DRIVE_RETRY_TIMEOUT", None, 1..=86_400).into());
+        let chunk_kib = p.number("DRIVE_CHUNK_KIB", None, 256..=1_048_576);
+        if !chunk_kib.is_multiple_of(256) {
+            p.problem(format!(
+                "DRIVE_CHUNK_KIB={chunk_kib} must be a multiple of 256 (Drive's chunk granule)"
+            ));
+        }
         let folder_name = p.value("DRIVE_FOLDER_NAME").unwrap_or_default();
         let folder_id = p.value("DRIVE_FOLDER_ID");
         let drive = p
@@ -413,6 +427,8 @@ impl Config {
                 folder_id,
                 endpoint,
                 delete: drive_delete,
+                retry_timeout,
+                chunk_bytes: chunk_kib as usize * 1024,
             });
         let client_secret_file = p.value("GOOGLE_CLIENT_SECRET_FILE").map(PathBuf::from);
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::names::{BackupName, Kind};
+use crate::offsite;
 use crate::progress;
 use crate::rotate;
 use crate::snapshot;
@@ -50,6 +51,19 @@ pub struct Report {
     pub notes: Vec<String>,
     #[serde(skip)]
     pub database: PathBuf,
+}
+
+impl Report {
+    /// The local backup is safe but a later stage failed: status partial, errors joined.
+    pub fn partial(&mut self, error: String) {
+        if self.status == Status::Ok {
+            self.status = Status::Partial;
+        }
+        self.error = Some(match self.error.take() {
+            Some(first) => format!("{first}; {error}"),
+            None => error,
+        });
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,27 +290,33 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
                 sha256: made.record.sha256.clone(),
                 method: made.record.method.as_str(),
             });
-            if opts.no_drive {
-                report.notes.push("Drive skipped (--no-drive)".into());
-            } else if cfg.drive.is_none() {
-                report
-                    .notes
-                    .push("Drive is off (GOOGLE_APPLICATION_CREDENTIALS is not set)".into());
-            }
-            let plan = stages.time("rotate", || rotate::plan_local(&store, &cfg.policy, cfg.tz));
+            let plan = stages.time("plan", || rotate::plan_local(&store, &cfg.policy, cfg.tz));
             match plan {
                 Ok(plan) => {
-                    let applied = rotate::apply(&store, &plan);
+                    match (&cfg.drive, opts.no_drive) {
+                        (_, true) => report.notes.push("Drive skipped (--no-drive)".into()),
+                        (None, false) => report.notes.push(
+                            "Drive is off (GOOGLE_APPLICATION_CREDENTIALS is not set)".into(),
+                        ),
+                        (Some(dc), false) => {
+                            let name = made.name.file_name();
+                            let outcome = stages.time("upload", || {
+                                offsite::sync(cfg, dc, &store, &plan, Some(&name))
+                            });
+                            report.drive = outcome.new;
+                            report.rotation.remote_deleted = outcome.remote_deleted;
+                            if let Some(e) = outcome.error {
+                                report.partial(e);
+                            }
+                        }
+                    }
+                    let applied = stages.time("rotate", || rotate::apply(&store, &plan));
                     report.rotation.deleted = applied.deleted.clone();
                     if let Some(line) = applied.error_line() {
-                        report.status = Status::Partial;
-                        report.error = Some(line);
+                        report.partial(line);
                     }
                 }
-                Err(e) => {
-                    report.status = Status::Partial;
-                    report.error = Some(format!("rotation failed: {e}"));
-                }
+                Err(e) => report.partial(format!("rotation failed: {e}")),
             }
         }
     }

@@ -2,18 +2,22 @@
 //! DESIGN.md for the shape; `job::run_backup` is where one run is put together.
 
 pub mod archive;
+pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod cli;
 pub mod compress;
 pub mod config;
+pub mod drive;
 pub mod error;
 pub mod fsutil;
 pub mod http;
 pub mod job;
 pub mod logging;
 pub mod names;
+pub mod offsite;
 pub mod progress;
+pub mod remote_cli;
 pub mod restore;
 pub mod retention;
 pub mod rotate;
