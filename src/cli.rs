@@ -445,7 +445,7 @@ fn rotate_cmd(cfg: &Config, a: &RotateArgs) -> Result<ExitStatus> {
 
 fn verify(cfg: &Config, name: Option<&str>, json: bool) -> Result<ExitStatus> {
     let store = Store::open(&cfg.backup_dir)?;
-    let (lock, _run) = job::begin(&store, "verify")?;
+    let lock = job::lock_and_clean(&store)?;
     let entries: Vec<Entry> = match name {
         Some(n) => vec![store.find(n, cfg.tz)?],
         None => store.list(cfg.tz)?,
@@ -500,17 +500,25 @@ fn restore(
         cfg.database()?;
     }
     let store = Store::open(&cfg.backup_dir)?;
-    let (lock, _run) = job::begin(&store, "restore")?;
-    let entry = if from_drive {
-        crate::remote_cli::download_for_restore(cfg, &store, &lock, name)?
-    } else {
-        store.find(name, cfg.tz)?
+    let (lock, run) = job::begin(&store, "restore")?;
+    let restored = (|| {
+        let entry = if from_drive {
+            crate::remote_cli::download_for_restore(cfg, &store, &lock, name)?
+        } else {
+            store.find(name, cfg.tz)?
+        };
+        let out = crate::restore::restore(cfg, &store, &lock, &entry, to, &Cancel::new());
+        if from_drive {
+            crate::snapshot::remove_snapshot_files(&entry.path);
+        }
+        out
+    })();
+    let (status, error) = match &restored {
+        Ok(_) => ("ok", None),
+        Err(e) => ("failed", Some(e.to_string())),
     };
-    let out = crate::restore::restore(cfg, &store, &lock, &entry, to, &Cancel::new());
-    if from_drive {
-        crate::snapshot::remove_snapshot_files(&entry.path);
-    }
-    let out = out?;
+    job::log_end(&store, &job::end(&run, "restore", status, error));
+    let out = restored?;
     println!("restored {} into {}", out.restored, out.target.display());
     if let Some(saved) = out.saved_as {
         println!("the previous database was saved as {saved} (protected from rotation)");
@@ -520,7 +528,7 @@ fn restore(
 
 fn pin(cfg: &Config, name: &str, pinned: bool) -> Result<ExitStatus> {
     let store = Store::open(&cfg.backup_dir)?;
-    let (_lock, _run) = job::begin(&store, if pinned { "pin" } else { "unpin" })?;
+    let _lock = job::lock_and_clean(&store)?;
     let entry = store.find(name, cfg.tz)?;
     let mut record = match entry.record.clone() {
         Some(r) => r,

@@ -224,26 +224,48 @@ pub fn run_id() -> String {
     )
 }
 
-/// Start a logged run: take the lock, clean what an interrupted run left, log the start.
-pub fn begin(store: &Store, command: &str) -> Result<(Lock, String)> {
+/// Take the run lock and clean what an interrupted run left (scratch files, orphan records).
+pub fn lock_and_clean(store: &Store) -> Result<Lock> {
     let lock = store.lock()?;
     let cleaned = store.clean_leftovers(&lock)?;
     if cleaned > 0 {
         tracing::info!(cleaned, "removed leftovers of an interrupted run");
     }
+    Ok(lock)
+}
+
+/// Start a run that changes the backup directory: lock, clean, and log its start.
+/// Pair with [`end`].
+pub fn begin(store: &Store, command: &str) -> Result<(Lock, String)> {
+    let lock = lock_and_clean(store)?;
     let run = run_id();
-    store.log_activity(&Activity {
+    let mut start = end(&run, command, "", None);
+    start.event = "start".into();
+    start.status = None;
+    store.log_activity(&start)?;
+    Ok((lock, run))
+}
+
+/// The activity-log line that ends run `run` (extra fields are for the caller to fill).
+pub fn end(run: &str, command: &str, status: &str, error: Option<String>) -> Activity {
+    Activity {
         at: Utc::now(),
-        run: run.clone(),
-        event: "start".into(),
+        run: run.to_string(),
+        event: "end".into(),
         command: command.into(),
-        status: None,
-        error: None,
+        status: Some(status.into()),
+        error,
         backup: None,
         stages_ms: BTreeMap::new(),
         deleted: Vec::new(),
-    })?;
-    Ok((lock, run))
+    }
+}
+
+/// Append the end of a run; a log that cannot be written is a warning, not a failed run.
+pub fn log_end(store: &Store, activity: &Activity) {
+    if let Err(e) = store.log_activity(activity) {
+        tracing::warn!(error = %e, "could not append to the activity log");
+    }
 }
 
 /// One whole backup: the `backup` command and each scheduled run of the agent.
@@ -322,20 +344,12 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
     }
 
     report.duration_ms = started.elapsed().as_millis() as u64;
-    let end = Activity {
-        at: Utc::now(),
-        run,
-        event: "end".into(),
-        command: "backup".into(),
-        status: Some(format!("{:?}", report.status).to_lowercase()),
-        error: report.error.clone(),
-        backup: report.backup.as_ref().map(|b| b.name.clone()),
-        stages_ms: stages.into_map(),
-        deleted: report.rotation.deleted.clone(),
-    };
-    if let Err(e) = store.log_activity(&end) {
-        tracing::warn!(error = %e, "could not append to the activity log");
-    }
+    let status = format!("{:?}", report.status).to_lowercase();
+    let mut activity = end(&run, "backup", &status, report.error.clone());
+    activity.backup = report.backup.as_ref().map(|b| b.name.clone());
+    activity.stages_ms = stages.into_map();
+    activity.deleted = report.rotation.deleted.clone();
+    log_end(&store, &activity);
     drop(lock);
     Ok(report)
 }

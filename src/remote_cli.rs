@@ -153,7 +153,7 @@ pub fn upload_pending(cfg: &Config) -> Result<ExitStatus> {
         crate::error::ConfigError("Drive is off: set GOOGLE_APPLICATION_CREDENTIALS".into())
     })?;
     let store = Store::open(&cfg.backup_dir)?;
-    let (_lock, _run) = job::begin(&store, "upload")?;
+    let (_lock, run) = job::begin(&store, "upload")?;
     let plan = rotate::plan_local(&store, &cfg.policy, cfg.tz)?;
     let outcome = offsite::sync(cfg, dc, &store, &plan, None);
     for name in &outcome.uploaded {
@@ -162,6 +162,15 @@ pub fn upload_pending(cfg: &Config) -> Result<ExitStatus> {
     if outcome.uploaded.is_empty() && outcome.error.is_none() {
         println!("nothing pending");
     }
+    let status = if outcome.error.is_some() {
+        "partial"
+    } else {
+        "ok"
+    };
+    job::log_end(
+        &store,
+        &job::end(&run, "upload", status, outcome.error.clone()),
+    );
     match outcome.error {
         Some(e) => {
             eprintln!("snapkeep: {e}");
