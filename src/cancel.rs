@@ -6,21 +6,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    parent: Option<Arc<Cancel>>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
         Self::default()
     }
+    /// A flag that is also cancelled when `self` is, but can be cancelled on its own: one
+    /// stage of a run stopping its sibling (a failed integrity check stops the compressor).
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            flag: Arc::default(),
+            parent: Some(Arc::new(self.clone())),
+        }
+    }
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst) || self.parent.as_ref().is_some_and(|p| p.is_cancelled())
     }
 }
 
-/// A reader that fails with `Interrupted`-free error once cancelled, so streaming stops.
+/// A reader that fails once cancelled, so a streaming stage stops at its next read.
 pub struct CancellableReader<R> {
     inner: R,
     cancel: Cancel,
@@ -47,5 +58,20 @@ impl<R: std::io::Read> std::io::Read for CancellableReader<R> {
             return Err(cancelled_error());
         }
         self.inner.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_sees_its_parent_but_not_the_other_way_round() {
+        let parent = Cancel::new();
+        let (a, b) = (parent.child(), parent.child());
+        a.cancel();
+        assert!(a.is_cancelled() && !b.is_cancelled() && !parent.is_cancelled());
+        parent.cancel();
+        assert!(b.is_cancelled());
     }
 }

@@ -69,7 +69,7 @@ pub fn extract_verified(
             });
         }
     }
-    if let Err(detail) = snapshot::check_integrity(&extracted.path, SnapshotCheck::Full) {
+    if let Err(detail) = snapshot::check_integrity(&extracted.path, SnapshotCheck::Full, cancel) {
         return Err(Error::BadBackup {
             name,
             detail: format!("integrity_check failed: {detail}"),

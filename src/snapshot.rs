@@ -90,21 +90,12 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Take a snapshot of `source` into `dest` (which must not exist), retrying while busy, and
-/// check it. On any error `dest` is removed.
-pub fn take(
-    source: &Path,
-    dest: &Path,
-    method: Method,
-    check: SnapshotCheck,
-    cancel: &Cancel,
-) -> Result<Snapshot> {
+/// Take a snapshot of `source` into `dest` (which must not exist), retrying while busy. It is
+/// not accepted until [`check_snapshot`] passes (the job runs the check alongside the
+/// compression, so the two overlap). On any error `dest` is removed.
+pub fn take(source: &Path, dest: &Path, method: Method, cancel: &Cancel) -> Result<Snapshot> {
     let source_bytes = check_source(source)?;
     let result = take_with_retries(source, dest, method, cancel).and_then(|taken_at| {
-        check_integrity(dest, check).map_err(|detail| Error::Corrupt {
-            path: source.to_path_buf(),
-            detail: format!("the snapshot failed {}: {detail}", check_name(check)),
-        })?;
         let bytes = std::fs::metadata(dest)
             .map_err(|e| Error::Other(format!("snapshot vanished: {e}")))?
             .len();
@@ -241,11 +232,35 @@ pub fn check_name(check: SnapshotCheck) -> &'static str {
     }
 }
 
+/// Check a snapshot of `source`: a failure means the source database is corrupt.
+pub fn check_snapshot(
+    snap: &Snapshot,
+    source: &Path,
+    check: SnapshotCheck,
+    cancel: &Cancel,
+) -> Result<()> {
+    check_integrity(&snap.path, check, cancel).map_err(|detail| {
+        if cancel.is_cancelled() {
+            Error::Aborted
+        } else {
+            Error::Corrupt {
+                path: source.to_path_buf(),
+                detail: format!("the snapshot failed {}: {detail}", check_name(check)),
+            }
+        }
+    })
+}
+
 /// Run `integrity_check` / `quick_check` on a database file we own (a snapshot or a
 /// decompressed backup). Err carries the first problems SQLite reports.
-pub fn check_integrity(path: &Path, check: SnapshotCheck) -> std::result::Result<(), String> {
+pub fn check_integrity(
+    path: &Path,
+    check: SnapshotCheck,
+    cancel: &Cancel,
+) -> std::result::Result<(), String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| e.to_string())?;
+    install_cancel(&conn, cancel);
     let sql = match check {
         SnapshotCheck::Full => "PRAGMA integrity_check(5)",
         SnapshotCheck::Quick => "PRAGMA quick_check(5)",
