@@ -97,6 +97,9 @@ pub struct Entry {
     pub path: PathBuf,
     pub bytes: u64,
     pub record: Option<Record>,
+    /// Why the record could not be read, if it could not: such a backup is treated as
+    /// protected (it might be pinned) until the record is repaired or removed.
+    pub record_error: Option<String>,
 }
 
 impl Entry {
@@ -112,7 +115,9 @@ impl Entry {
     }
     /// Pre-restore backups and pinned backups are never rotated away.
     pub fn protected(&self) -> bool {
-        self.name.is_protected_by_name() || self.record.as_ref().is_some_and(|r| r.pinned)
+        self.name.is_protected_by_name()
+            || self.record.as_ref().is_some_and(|r| r.pinned)
+            || self.record_error.is_some()
     }
     pub fn pinned(&self) -> bool {
         self.record.as_ref().is_some_and(|r| r.pinned)
@@ -220,6 +225,16 @@ impl Store {
             fsutil::clear_dir(&self.tmp_dir()).context("cannot clean the scratch directory")?;
         for entry in fs::read_dir(self.records_dir()).context("cannot read records")? {
             let path = entry.context("cannot read records")?.path();
+            let file_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            // A temporary of write_atomic left by a killed run.
+            if file_name.starts_with('.') && file_name.contains(".tmp-") {
+                fs::remove_file(&path).context(format!("cannot remove {}", path.display()))?;
+                removed += 1;
+                continue;
+            }
             let Some(name) = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -264,10 +279,19 @@ impl Store {
             if !meta.is_file() {
                 continue;
             }
+            // One damaged record must not stop every backup: report it and carry on.
+            let (record, record_error) = match self.record(&name.file_name()) {
+                Ok(r) => (r, None),
+                Err(e) => {
+                    tracing::warn!(backup = %name, error = %e, "unreadable record; the backup is kept until it is repaired");
+                    (None, Some(e.to_string()))
+                }
+            };
             entries.push(Entry {
                 path: item.path(),
                 bytes: meta.len(),
-                record: self.record(&name.file_name())?,
+                record,
+                record_error,
                 name,
             });
         }

@@ -388,7 +388,7 @@ fn rotate_cmd(cfg: &Config, a: &RotateArgs) -> Result<ExitStatus> {
         Some(job::begin(&Store::open(&cfg.backup_dir)?, "rotate")?)
     };
     let plan = rotate::plan_local(&store, &cfg.policy, cfg.tz)?;
-    let applied = (!a.dry_run).then(|| rotate::apply(&store, &plan));
+    let applied = (!a.dry_run).then(|| rotate::apply(&store, &plan, None));
     if a.json {
         print_json(&rotate::to_json(&plan));
     } else {

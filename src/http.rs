@@ -26,6 +26,18 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .expect("a reqwest client with the ring provider builds")
 }
 
+/// A client for downloads of any size: no total deadline (a large file may take long), but
+/// connecting and every read must make progress within a minute.
+pub fn streaming_client() -> reqwest::Client {
+    init_tls();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("snapkeep/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a reqwest client with the ring provider builds")
+}
+
 /// Run a future to completion on a private current-thread runtime. Call from synchronous
 /// code only (the CLI, or the daemon's blocking worker thread), never from async code.
 pub fn block_on<F: Future>(future: F) -> F::Output {

@@ -119,6 +119,12 @@ pub struct What<'a> {
     pub source: &'a Path,
     pub kind: Kind,
     pub method: Method,
+    /// `Pending` when Drive will be tried: a run killed mid-upload leaves the backup
+    /// pending, so the next run uploads it.
+    pub upload: Upload,
+    /// Keep the snapshot even if it fails the integrity check (only for saving a corrupt
+    /// live database before a restore replaces it: the evidence is worth keeping).
+    pub keep_if_corrupt: bool,
 }
 
 /// Snapshot `source`, check it, compress and hash it, record it, and put it in place.
@@ -135,6 +141,8 @@ pub fn make_backup(
         source,
         kind,
         method,
+        upload,
+        keep_if_corrupt,
     } = what;
     let source_bytes = snapshot::check_source(source)?;
     let last = store
@@ -165,7 +173,13 @@ pub fn make_backup(
     });
     spinner.finish_and_clear();
     let snap = snap?;
-    let compressed = check_and_compress(cfg, source, &snap, &partial, cancel, stages);
+    let compressed = match check_and_compress(cfg, source, &snap, &partial, cancel, stages) {
+        Err(Error::Corrupt { detail, .. }) if keep_if_corrupt => {
+            tracing::warn!(%detail, "keeping a snapshot that fails its integrity check, as asked");
+            archive::compress_snapshot(&snap.path, &partial, cfg.gzip_level, cancel, None)
+        }
+        other => other,
+    };
     snapshot::remove_snapshot_files(&snap.path);
     let compressed = compressed?;
 
@@ -181,7 +195,7 @@ pub fn make_backup(
         sqlite_version: snap.sqlite_version.clone(),
         source: std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf()),
         pinned: false,
-        upload: Upload::Off,
+        upload,
         drive: None,
     };
     let installed = stages.time("store", || -> Result<PathBuf> {
@@ -344,10 +358,17 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
     } else {
         Method::Vacuum
     };
+    let drive_on = cfg.drive.is_some() && !opts.no_drive;
     let what = What {
         source: &database,
         kind: Kind::Backup,
         method,
+        upload: if drive_on {
+            Upload::Pending
+        } else {
+            Upload::Off
+        },
+        keep_if_corrupt: false,
     };
     match make_backup(cfg, &store, &lock, what, cancel, &mut stages) {
         Err(e) => {
@@ -383,7 +404,9 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
                             }
                         }
                     }
-                    let applied = stages.time("rotate", || rotate::apply(&store, &plan));
+                    let new = made.name.file_name();
+                    let applied =
+                        stages.time("rotate", || rotate::apply(&store, &plan, Some(&new)));
                     report.rotation.deleted = applied.deleted.clone();
                     if let Some(line) = applied.error_line() {
                         report.partial(line);

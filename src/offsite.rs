@@ -79,7 +79,15 @@ async fn sync_async(
         }
     };
 
-    let drive = match Drive::connect(dc).await {
+    let source = match source_of(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            mark_rest_pending(&queue);
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    let drive = match Drive::connect(dc, &source).await {
         Ok(d) => d,
         Err(e) => {
             mark_rest_pending(&queue);
@@ -101,12 +109,9 @@ async fn sync_async(
         let Some(record) = p.entry.record.as_ref() else {
             continue;
         };
-        let result = match remote
-            .iter()
-            .find(|r| r.name == name && r.sha256.as_deref() == Some(record.sha256.as_str()))
-        {
+        let result = match adoptable(&remote, name, record, &p.entry.path) {
             // Uploaded before, but the run ended before it could say so: adopt it.
-            Some(existing) => Ok(existing.clone()),
+            Some(existing) => Ok(existing),
             None => {
                 upload::upload(&drive, &p.entry.path, name, &record.sha256, dc.chunk_bytes).await
             }
@@ -145,6 +150,41 @@ async fn sync_async(
         Err(e) => out.error = Some(format!("rotation on Drive failed: {e}")),
     }
     out
+}
+
+/// A copy already on Drive that is byte-for-byte this backup (same SHA-256 tag *and* Drive's
+/// MD5 equal to the local file's), so it need not be sent again. A tag alone proves nothing:
+/// it is written when an upload starts, before any byte is verified.
+fn adoptable(
+    remote: &[RemoteFile],
+    name: &str,
+    record: &Record,
+    path: &std::path::Path,
+) -> Option<RemoteFile> {
+    let candidates: Vec<&RemoteFile> = remote
+        .iter()
+        .filter(|r| r.name == name && r.sha256.as_deref() == Some(record.sha256.as_str()))
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let (md5, sha256) = upload::md5_and_sha256(path).ok()?;
+    if sha256 != record.sha256 {
+        return None;
+    }
+    candidates
+        .into_iter()
+        .find(|r| {
+            r.md5
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(&md5))
+        })
+        .cloned()
+}
+
+/// This install's source id: the database (on this host) whose backups it handles.
+pub fn source_of(cfg: &Config) -> Result<String, crate::error::Error> {
+    Ok(drive::source_id(cfg.database()?))
 }
 
 fn upload_failed(e: &DriveError, count: usize) -> String {
@@ -221,7 +261,8 @@ pub fn connect(cfg: &Config) -> Result<(Drive, &DriveConfig), crate::error::Erro
             "Drive is off: set GOOGLE_APPLICATION_CREDENTIALS (see `snapkeep auth`)".into(),
         )
     })?;
-    let drive = crate::http::block_on(Drive::connect(dc))
+    let source = source_of(cfg)?;
+    let drive = crate::http::block_on(Drive::connect(dc, &source))
         .map_err(|e| crate::error::Error::Other(e.to_string()))?;
     Ok((drive, dc))
 }
@@ -260,5 +301,3 @@ pub fn verify_remote(file: &RemoteFile, record: Option<&Record>) -> Result<(), S
     }
     Ok(())
 }
-
-pub use drive::upload::md5_file;

@@ -39,6 +39,12 @@ pub fn list(cfg: &Config, json: bool) -> Result<ExitStatus> {
 pub fn rotate(cfg: &Config, dry_run: bool, json: bool) -> Result<ExitStatus> {
     let (drive, _) = offsite::connect(cfg)?;
     let store = Store::existing(&cfg.backup_dir);
+    // The real run holds the lock (it must not race a backup's upload) and is logged.
+    let run = if dry_run {
+        None
+    } else {
+        Some(job::begin(&Store::open(&cfg.backup_dir)?, "rotate-remote")?)
+    };
     let plan = crate::http::block_on(offsite::rotate_remote(
         &drive,
         &store,
@@ -77,6 +83,12 @@ pub fn rotate(cfg: &Config, dry_run: bool, json: bool) -> Result<ExitStatus> {
             };
             println!("{:<38} {:<7} {}", d.name, action, reasons.join(", "));
         }
+    }
+    if let Some((_lock, run)) = run {
+        let status = if plan.error.is_some() { "failed" } else { "ok" };
+        let mut activity = job::end(&run, "rotate-remote", status, plan.error.clone());
+        activity.deleted = plan.deleted.clone();
+        job::log_end(&store, &activity);
     }
     if let Some(e) = plan.error {
         eprintln!("snapkeep: {e}");
@@ -190,12 +202,34 @@ pub fn download_for_restore(
 ) -> Result<Entry> {
     let (drive, _) = offsite::connect(cfg)?;
     let files = offsite::list_remote(&drive, cfg.tz).map_err(drive_error)?;
-    let file = if name == "latest" {
-        files.iter().find(|f| !f.name.starts_with("pre-restore-"))
+    let own = if name == "latest" {
+        files
+            .iter()
+            .find(|f| !f.name.starts_with("pre-restore-"))
+            .cloned()
     } else {
-        files.iter().find(|f| f.name == name)
-    }
-    .ok_or_else(|| Error::BackupNotFound(format!("{name} (on Drive)")))?;
+        files.iter().find(|f| f.name == name).cloned()
+    };
+    // Disaster recovery on a new machine: the source id (host + path) differs, so an explicit
+    // name is also looked up among every snapkeep backup in the folder, if it is unambiguous.
+    let file = match own {
+        Some(f) => f,
+        None if name != "latest" => {
+            let all = crate::http::block_on(drive.list_marked(None)).map_err(drive_error)?;
+            let mut named: Vec<_> = all.into_iter().filter(|f| f.name == name).collect();
+            match named.len() {
+                1 => named.remove(0),
+                0 => return Err(Error::BackupNotFound(format!("{name} (on Drive)"))),
+                n => {
+                    return Err(Error::Other(format!(
+                        "{n} backups named {name} on Drive come from different databases or hosts; restore on the machine that made it"
+                    )))
+                }
+            }
+        }
+        None => return Err(Error::BackupNotFound(format!("{name} (on Drive)"))),
+    };
+    let file = &file;
     let parsed =
         BackupName::parse(&file.name).ok_or_else(|| Error::BackupNotFound(file.name.clone()))?;
     let sha256 = file.sha256.clone().ok_or_else(|| {
@@ -234,5 +268,6 @@ pub fn download_for_restore(
         path,
         bytes,
         record: Some(record),
+        record_error: None,
     })
 }

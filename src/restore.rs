@@ -132,21 +132,7 @@ pub fn restore(
         None => {
             let live = cfg.database()?.to_path_buf();
             let saved_as = if live.exists() {
-                let mut stages = Stages::default();
-                let made = job::make_backup(
-                    cfg,
-                    store,
-                    lock,
-                    job::What {
-                        source: &live,
-                        kind: Kind::PreRestore,
-                        method: Method::Vacuum,
-                    },
-                    cancel,
-                    &mut stages,
-                )
-                    .map_err(|e| Error::Other(format!("could not save the current database before restoring, nothing was restored: {e}")))?;
-                Some(made.name.file_name())
+                Some(save_before_restore(cfg, store, lock, &live, cancel)?)
             } else {
                 None
             };
@@ -158,6 +144,52 @@ pub fn restore(
             })
         }
     }
+}
+
+/// Save the live database as a protected `pre-restore-…` backup. A corrupt database — the
+/// usual reason to restore — cannot pass `VACUUM INTO` or the integrity check, so it is then
+/// copied page by page through the online backup API and kept as it is, for the record.
+fn save_before_restore(
+    cfg: &Config,
+    store: &Store,
+    lock: &Lock,
+    live: &Path,
+    cancel: &Cancel,
+) -> Result<String> {
+    let what = |method, keep_if_corrupt| job::What {
+        source: live,
+        kind: Kind::PreRestore,
+        method,
+        upload: crate::catalog::Upload::Off,
+        keep_if_corrupt,
+    };
+    let mut stages = Stages::default();
+    let made = match job::make_backup(
+        cfg,
+        store,
+        lock,
+        what(Method::Vacuum, false),
+        cancel,
+        &mut stages,
+    ) {
+        Err(Error::Corrupt { .. }) => {
+            tracing::warn!("the live database is corrupt; saving it page by page before restoring");
+            job::make_backup(
+                cfg,
+                store,
+                lock,
+                what(Method::BackupApi, true),
+                cancel,
+                &mut stages,
+            )
+        }
+        other => other,
+    };
+    made.map(|m| m.name.file_name()).map_err(|e| {
+        Error::Other(format!(
+            "could not save the current database before restoring, nothing was restored: {e}"
+        ))
+    })
 }
 
 /// Write a verified database to a new file: refuses to replace an existing one.

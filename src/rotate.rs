@@ -96,12 +96,14 @@ impl Applied {
 }
 
 /// Delete every backup the plan drops, with its record. Keeps going past a failure so one
-/// stuck file does not stop the rest, and reports each failure by name.
-pub fn apply(store: &Store, plan: &[Planned]) -> Applied {
+/// stuck file does not stop the rest, and reports each failure by name. `spare` is never
+/// deleted: the backup this run just made (a clock set back, or a legacy name from another
+/// zone, can make an older-looking name newer than it).
+pub fn apply(store: &Store, plan: &[Planned], spare: Option<&str>) -> Applied {
     let mut out = Applied::default();
     for p in plan.iter().filter(|p| !p.decision.keep) {
         // Defence in depth: the plan never drops a protected backup, and neither do we.
-        if p.entry.protected() {
+        if p.entry.protected() || Some(p.decision.name.as_str()) == spare {
             continue;
         }
         match store.delete(&p.entry) {

@@ -75,6 +75,21 @@ impl DriveFixture {
         );
     }
 
+    /// The appProperties snapkeep puts on this fixture's uploads (mark + source).
+    fn mark(&self) -> Vec<(String, String)> {
+        vec![
+            ("snapkeep".into(), "backup".into()),
+            ("source".into(), snapkeep::drive::source_id(&self.f.db())),
+            ("sha256".into(), "00".into()),
+        ]
+    }
+
+    fn seed(&self, folder: &str, name: &str) -> String {
+        let mark = self.mark();
+        let props: Vec<(&str, &str)> = mark.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.google.create_file(name, Some(folder), b"old", &props)
+    }
+
     fn record(&self, name: &str) -> serde_json::Value {
         let p = self
             .f
@@ -368,23 +383,17 @@ fn remote_rotation_trashes_exactly_what_the_policy_drops_across_pages() {
     let (out, _) = d.backup();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let folder = d.folder();
-    let mark = [("snapkeep", "backup"), ("sha256", "00")];
     let mut seeded = Vec::new();
     for day in 1..=7 {
         let name = format!("backup-2025-01-{day:02}-030000.db.gz");
-        d.google.create_file(&name, Some(&folder), b"old", &mark);
+        d.seed(&folder, &name);
         seeded.push(name);
     }
     // Not ours: same folder, backup-like name, no mark. Must never be touched.
     let foreign = d
         .google
         .create_file("backup-2025-01-03-120000.db.gz", Some(&folder), b"x", &[]);
-    let pre = d.google.create_file(
-        "pre-restore-2025-01-02-120000.db.gz",
-        Some(&folder),
-        b"p",
-        &mark,
-    );
+    let pre = d.seed(&folder, "pre-restore-2025-01-02-120000.db.gz");
     d.google.set_max_page_size(Some(2));
 
     let policy = |c: &mut Command| {
@@ -441,12 +450,7 @@ fn backup_rotates_drive_after_a_successful_upload_with_drive_delete() {
     let (out, _) = d.backup();
     assert_eq!(out.status.code(), Some(0));
     let folder = d.folder();
-    let old = d.google.create_file(
-        "backup-2024-05-01-030000.db.gz",
-        Some(&folder),
-        b"old",
-        &[("snapkeep", "backup"), ("sha256", "00")],
-    );
+    let old = d.seed(&folder, "backup-2024-05-01-030000.db.gz");
     let out = d
         .cmd(&["backup", "--json"])
         .env("KEEP_LAST", "0")
@@ -573,8 +577,11 @@ fn empty_and_tiny_files_upload() {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
         let uploaded = snapkeep::http::block_on(async {
-            let drive = snapkeep::drive::Drive::connect(&cfg).await.unwrap();
-            snapkeep::drive::upload::upload(&drive, &path, name, "sha", cfg.chunk_bytes).await
+            let drive = snapkeep::drive::Drive::connect(&cfg, "test-source")
+                .await
+                .unwrap();
+            let sha = sha256_hex(&path);
+            snapkeep::drive::upload::upload(&drive, &path, name, &sha, cfg.chunk_bytes).await
         })
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(uploaded.bytes, Some(content.len() as u64));
@@ -645,4 +652,132 @@ fn auth_runs_the_loopback_consent_flow_and_writes_a_0600_credentials_file_that_w
     let (out, v) = d.backup();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     d.assert_landed(v["backup"]["name"].as_str().unwrap());
+}
+
+#[test]
+fn regression_an_unverified_copy_on_drive_is_never_adopted_as_uploaded() {
+    let d = DriveFixture::new();
+    multi_chunk_db(&d.f);
+    // The stored copy is corrupt and removing it fails too: a tagged, bad copy stays on Drive.
+    d.google
+        .inject(Route::UploadChunk, Fault::CorruptStoredContent);
+    d.google.inject_n(Route::Delete, Fault::Status(500), 1000);
+    let out = d
+        .cmd(&["backup", "--json"])
+        .env("DRIVE_CHUNK_KIB", "8192")
+        .env("DRIVE_RETRY_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("removing the remote copy failed too"),
+        "{}",
+        stderr(&out)
+    );
+    let name = json(&out)["backup"]["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        d.google.files_named(&name).len(),
+        1,
+        "the bad copy is still there"
+    );
+    d.google.clear_faults();
+
+    let out = d.cmd(&["upload", "--pending"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let local = std::fs::read(d.f.backups().join(&name)).unwrap();
+    let copies = d.google.files_named(&name);
+    assert_eq!(copies.len(), 2, "a fresh upload, not the bad copy adopted");
+    let good = copies
+        .iter()
+        .find(|f| f.content == local)
+        .expect("an intact copy on Drive");
+    assert_eq!(d.record(&name)["drive"]["file_id"], good.id.as_str());
+}
+
+#[test]
+fn regression_a_run_killed_mid_upload_leaves_the_backup_pending() {
+    let d = DriveFixture::new();
+    multi_chunk_db(&d.f);
+    d.google.inject(
+        Route::UploadChunk,
+        Fault::Delay(std::time::Duration::from_secs(30)),
+    );
+    let mut child = d.cmd(&["backup"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.google.pending_faults() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let name = d.f.listed()[0].clone();
+    assert_eq!(d.record(&name)["upload"], "pending");
+    let out = d.cmd(&["upload", "--pending"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    d.assert_landed(&name);
+}
+
+#[test]
+fn regression_two_databases_sharing_a_folder_never_rotate_each_others_backups() {
+    let d = DriveFixture::new();
+    make_db(&d.f.db(), 50, "wal");
+    let (out, v) = d.backup();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let a_name = v["backup"]["name"].as_str().unwrap().to_string();
+    let a_id = d.google.file_by_name(&a_name).unwrap().id;
+
+    // A second database backs up into the same folder with a policy that would drop
+    // everything but its own newest.
+    let other = d.f.path("other.db");
+    make_db(&other, 20, "wal");
+    let out = d
+        .cmd(&["backup", "--json"])
+        .env("DATABASE_URL", other.to_str().unwrap())
+        .env("BACKUP_DIR", d.f.path("other-backups"))
+        .env("KEEP_LAST", "1")
+        .env("KEEP_DAILY", "0")
+        .env("KEEP_WEEKLY", "0")
+        .env("KEEP_MONTHLY", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        json(&out)["rotation"]["remote_deleted"],
+        serde_json::json!([])
+    );
+    assert!(
+        !d.google.file(&a_id).unwrap().trashed,
+        "the other install trashed our backup"
+    );
+}
+
+#[test]
+fn regression_a_pending_backup_that_rotted_on_disk_is_not_uploaded() {
+    let d = DriveFixture::new();
+    make_db(&d.f.db(), 200, "wal");
+    d.google.pause();
+    let out = d
+        .cmd(&["backup"])
+        .env("DRIVE_RETRY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    d.google.resume();
+    let name = d.f.listed()[0].clone();
+    let path = d.f.backups().join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    let out = d.cmd(&["upload", "--pending"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no longer matches its recorded SHA-256"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(d.google.files_named(&name).is_empty());
 }

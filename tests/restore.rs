@@ -205,3 +205,26 @@ fn restore_of_an_unknown_backup_names_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("backup not found: backup-2020-01-01-000000.db.gz"));
 }
+
+#[test]
+fn regression_restoring_over_a_corrupt_live_database_saves_it_and_restores() {
+    let f = Fixture::new();
+    make_db(&f.db(), 3_000, "delete");
+    let want = dump(&f.db());
+    let name = backup(&f);
+    let mut bytes = std::fs::read(f.db()).unwrap();
+    let len = bytes.len();
+    for (i, b) in bytes[4096 * 3..len - 4096].iter_mut().enumerate() {
+        if i % 7 == 0 {
+            *b = 0xA5;
+        }
+    }
+    std::fs::write(f.db(), bytes).unwrap();
+    let out = f.run(&["restore", &name, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(dump(&f.db()), want);
+    assert!(
+        f.listed().iter().any(|n| n.starts_with("pre-restore-")),
+        "the corrupt state is kept"
+    );
+}

@@ -329,3 +329,28 @@ fn a_backup_that_cannot_be_deleted_gives_exit_3_names_it_and_keeps_the_new_backu
     assert!(std::path::Path::new(new).exists());
     assert!(stderr(&out).contains("backup-2025-01-01-030000.db.gz"));
 }
+
+#[test]
+fn regression_rotation_never_deletes_the_backup_the_run_just_made() {
+    let f = Fixture::new();
+    // A legacy backup named later today than now (a zone ahead of BACKUP_TZ, or a clock set
+    // back) makes the new backup look older than it is.
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let legacy = format!("backup-{}.db", later.format("%Y-%m-%d-%H%M%S"));
+    make_db(&f.db(), 50, "wal");
+    std::fs::create_dir_all(f.backups()).unwrap();
+    std::fs::copy(f.db(), f.backups().join(&legacy)).unwrap();
+    let out = f
+        .cmd(&["backup", "--no-drive", "--json"])
+        .env("KEEP_DAILY", "1")
+        .env("KEEP_WEEKLY", "0")
+        .env("KEEP_MONTHLY", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = json(&out)["backup"]["path"].as_str().unwrap().to_string();
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the new backup was deleted by its own run"
+    );
+}

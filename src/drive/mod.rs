@@ -29,6 +29,9 @@ use token::TokenSource;
 /// The appProperties key that marks a file as snapkeep's: nothing without it is ever touched.
 pub const MARK_KEY: &str = "snapkeep";
 pub const MARK_VALUE: &str = "backup";
+/// The appProperties key naming which database (on which host) a backup is of, so that two
+/// installs sharing a folder never rotate or restore each other's backups.
+pub const SOURCE_KEY: &str = "source";
 const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
 const FILE_FIELDS: &str =
     "id,name,md5Checksum,size,appProperties,createdTime,webViewLink,parents,trashed";
@@ -45,11 +48,12 @@ pub enum DriveError {
     Status { status: u16, message: String },
     #[error("Drive: {0}")]
     Protocol(String),
-    #[error("Drive upload of {name} failed verification: Drive's MD5 {remote} differs from the local {local}; the remote copy was removed")]
+    #[error("Drive upload of {name} failed verification: Drive's MD5 {remote} differs from the local {local}; {removed}")]
     ChecksumMismatch {
         name: String,
         local: String,
         remote: String,
+        removed: String,
     },
     #[error("Drive unreachable: {0}")]
     GaveUp(String),
@@ -95,11 +99,14 @@ pub struct Drive {
     pub folder_id: String,
     pub policy: RetryPolicy,
     delete: DriveDelete,
+    /// This install's source id ([`source_id`]).
+    pub source: String,
 }
 
 impl Drive {
-    /// Load the credentials, get a token and find (or create) the folder.
-    pub async fn connect(cfg: &DriveConfig) -> Result<Drive, DriveError> {
+    /// Load the credentials, get a token and find (or create) the folder. `source` is the
+    /// [`source_id`] of the database whose backups this connection handles.
+    pub async fn connect(cfg: &DriveConfig, source: &str) -> Result<Drive, DriveError> {
         let credentials = Credentials::load(&cfg.credentials).map_err(DriveError::Credentials)?;
         let http = crate::http::client(Duration::from_secs(120));
         let policy = RetryPolicy::new(cfg.retry_timeout);
@@ -110,6 +117,7 @@ impl Drive {
             folder_id: String::new(),
             policy,
             delete: cfg.delete,
+            source: source.to_string(),
         };
         drive.folder_id = match &cfg.folder_id {
             Some(id) => id.clone(),
@@ -229,12 +237,23 @@ impl Drive {
             .ok_or_else(|| DriveError::Protocol("folder created without an id".into()))
     }
 
-    /// snapkeep's backups in the folder (files it uploaded, marked in appProperties).
+    /// This source's backups in the folder (files snapkeep uploaded for this database).
     pub async fn list_backups(&self) -> Result<Vec<RemoteFile>, DriveError> {
-        let q = format!(
+        self.list_marked(Some(&self.source)).await
+    }
+
+    /// snapkeep's backups in the folder, of one source or (None) of every source.
+    pub async fn list_marked(&self, source: Option<&str>) -> Result<Vec<RemoteFile>, DriveError> {
+        let mut q = format!(
             "'{}' in parents and trashed = false and appProperties has {{ key='{MARK_KEY}' and value='{MARK_VALUE}' }}",
             escape_query(&self.folder_id)
         );
+        if let Some(source) = source {
+            q += &format!(
+                " and appProperties has {{ key='{SOURCE_KEY}' and value='{}' }}",
+                escape_query(source)
+            );
+        }
         let mut files = self.list(&q).await?;
         files.retain(|f| crate::names::BackupName::parse(&f.name).is_some());
         Ok(files)
@@ -300,8 +319,7 @@ impl Drive {
         loop {
             let token = self.tokens.token().await?;
             let result: Result<u64, String> = async {
-                let mut resp = self
-                    .http
+                let mut resp = crate::http::streaming_client()
                     .get(self.url(&format!("drive/v3/files/{id}")))
                     .bearer_auth(token.expose())
                     .query(&[("alt", "media"), ("supportsAllDrives", "true")])
@@ -385,12 +403,34 @@ pub fn status_error(reply: &Reply) -> DriveError {
     }
 }
 
-/// appProperties for an upload: the mark and the SHA-256 of the stored file.
-pub fn app_properties(sha256: &str) -> HashMap<String, String> {
+/// appProperties for an upload: the mark, the source and the SHA-256 of the stored file.
+pub fn app_properties(sha256: &str, source: &str) -> HashMap<String, String> {
     HashMap::from([
         (MARK_KEY.to_string(), MARK_VALUE.to_string()),
+        (SOURCE_KEY.to_string(), source.to_string()),
         ("sha256".to_string(), sha256.to_string()),
     ])
+}
+
+/// A short stable id for "this database on this host": 16 hex digits of
+/// SHA-256(hostname ":" canonical path). Short, because Drive limits an appProperty's key and
+/// value to 124 bytes together.
+pub fn source_id(database: &Path) -> String {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
+    let digest = sha2::Sha256::digest(format!("{}:{}", hostname(), path.display()));
+    hex::encode(&digest[..8])
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is a valid writable buffer of the given length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

@@ -41,17 +41,19 @@ struct Metadata<'a> {
     app_properties: std::collections::HashMap<String, String>,
 }
 
-/// MD5 of a file, hex (Drive's `md5Checksum` form).
-pub fn md5_file(path: &Path) -> std::io::Result<String> {
+/// MD5 (Drive's `md5Checksum` form) and SHA-256 of a file, hex, in one read.
+pub fn md5_and_sha256(path: &Path) -> std::io::Result<(String, String)> {
+    use sha2::Sha256;
     let mut f = std::fs::File::open(path)?;
-    let mut h = Md5::new();
+    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(hex::encode(h.finalize()));
+            return Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())));
         }
-        h.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
     }
 }
 
@@ -101,8 +103,15 @@ pub async fn upload(
     chunk_size: usize,
 ) -> Result<RemoteFile, DriveError> {
     assert!(chunk_size >= CHUNK_GRANULE && chunk_size.is_multiple_of(CHUNK_GRANULE));
-    let local_md5 = md5_file(path)
+    let (local_md5, local_sha256) = md5_and_sha256(path)
         .map_err(|e| DriveError::Local(format!("cannot read {}: {e}", path.display())))?;
+    // A pending backup may be uploaded days after it was made: never send a file that no
+    // longer matches its record.
+    if local_sha256 != sha256 {
+        return Err(DriveError::Local(format!(
+            "{name} no longer matches its recorded SHA-256; not uploading it (run `snapkeep verify {name}`)"
+        )));
+    }
     let total = std::fs::metadata(path)
         .map_err(|e| DriveError::Local(format!("cannot stat {}: {e}", path.display())))?
         .len();
@@ -130,13 +139,15 @@ pub async fn upload(
         Some(md5) if md5.eq_ignore_ascii_case(&local_md5) => Ok(remote),
         other => {
             let remote_md5 = other.unwrap_or("none").to_string();
-            if let Err(e) = drive.remove_with(&remote, DriveDelete::Delete).await {
-                tracing::warn!(error = %e, "could not remove the corrupt remote copy");
-            }
+            let removed = match drive.remove_with(&remote, DriveDelete::Delete).await {
+                Ok(()) => "the remote copy was removed".to_string(),
+                Err(e) => format!("removing the remote copy failed too ({e})"),
+            };
             Err(DriveError::ChecksumMismatch {
                 name: name.to_string(),
                 local: local_md5,
                 remote: remote_md5,
+                removed,
             })
         }
     }
@@ -165,7 +176,7 @@ async fn start_session(
                     name,
                     parents: [&folder],
                     mime_type: mime,
-                    app_properties: app_properties(sha256),
+                    app_properties: app_properties(sha256, &drive.source),
                 })
         })
         .await?;
@@ -215,6 +226,18 @@ async fn send_all(
             )
             .await
             {
+                Ok(reply)
+                    if reply.status == 401
+                        || retry::retryable_status(reply.status, &reply.body) =>
+                {
+                    if reply.status == 401 {
+                        drive.tokens().invalidate().await;
+                    }
+                    let hint = retry::retry_after(&reply.headers);
+                    let reason = format!("status query: HTTP {}", reply.status);
+                    wait_or_give_up(drive, &mut attempt, last_progress, hint, &reason).await?;
+                    continue;
+                }
                 Ok(reply) => match judge(reply)? {
                     Progress::Done(f) => return Ok(Some(*f)),
                     Progress::Expired => return Ok(None),
@@ -241,7 +264,10 @@ async fn send_all(
         };
         match put(drive, session, range, buf[..len].to_vec()).await {
             Ok(reply) if reply.status == 401 => {
+                // The token expired mid-upload: refresh, but a server that keeps saying 401
+                // must not make this loop forever.
                 drive.tokens().invalidate().await;
+                wait_or_give_up(drive, &mut attempt, last_progress, None, "HTTP 401").await?;
                 need_status = true;
             }
             Ok(reply) if retry::retryable_status(reply.status, &reply.body) => {
@@ -257,6 +283,10 @@ async fn send_all(
                     if n > offset {
                         last_progress = Instant::now();
                         attempt = 0;
+                    } else {
+                        // The server kept nothing of the chunk: back off before resending.
+                        wait_or_give_up(drive, &mut attempt, last_progress, None, "no progress")
+                            .await?;
                     }
                     offset = n;
                 }
