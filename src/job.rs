@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::names::{BackupName, Kind};
+use crate::notify;
 use crate::progress;
 use crate::rotate;
 use crate::snapshot;
@@ -238,8 +239,11 @@ pub fn begin(store: &Store, command: &str) -> Result<(Lock, String)> {
 pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<Report> {
     let started = Instant::now();
     let database = cfg.database()?.to_path_buf();
-    let store = Store::open(&cfg.backup_dir)?;
-    let (lock, run) = begin(&store, "backup")?;
+    let store =
+        Store::open(&cfg.backup_dir).map_err(|e| notify::run_not_started(cfg, &database, e))?;
+    let (lock, run) =
+        begin(&store, "backup").map_err(|e| notify::run_not_started(cfg, &database, e))?;
+    notify::run_started(cfg);
     let mut stages = Stages::default();
     let mut report = Report {
         status: Status::Ok,
@@ -302,6 +306,7 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
     }
 
     report.duration_ms = started.elapsed().as_millis() as u64;
+    stages.time("notify", || notify::run_finished(cfg, &mut report, cancel));
     let end = Activity {
         at: Utc::now(),
         run,

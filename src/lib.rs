@@ -13,6 +13,7 @@ pub mod http;
 pub mod job;
 pub mod logging;
 pub mod names;
+pub mod notify;
 pub mod progress;
 pub mod restore;
 pub mod retention;
