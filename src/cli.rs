@@ -67,6 +67,11 @@ pub enum Command {
     Unpin { name: String },
     /// The effective configuration (secrets redacted), validated.
     Config,
+    /// Last run and its outcome, last success, next run, counts, pending uploads.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -158,6 +163,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Restore { name, to, yes } => restore(&cfg, name, to.as_deref(), *yes),
         Command::Pin { name } => pin(&cfg, name, true),
         Command::Unpin { name } => pin(&cfg, name, false),
+        Command::Status { json } => status(&cfg, *json),
         Command::Config => {
             for line in cfg.describe(&raw) {
                 println!("{line}");
@@ -477,6 +483,18 @@ fn pin(cfg: &Config, name: &str, pinned: bool) -> Result<ExitStatus> {
         if pinned { "pinned" } else { "unpinned" },
         entry.file_name()
     );
+    Ok(ExitStatus::Ok)
+}
+
+fn status(cfg: &Config, json: bool) -> Result<ExitStatus> {
+    let s = crate::status::gather(cfg, chrono::Utc::now())?;
+    if json {
+        print_json(&s);
+    } else {
+        for line in crate::status::human(&s, cfg) {
+            println!("{line}");
+        }
+    }
     Ok(ExitStatus::Ok)
 }
 

@@ -20,3 +20,4 @@ pub mod retention;
 pub mod rotate;
 pub mod schedule;
 pub mod snapshot;
+pub mod status;
