@@ -67,6 +67,8 @@ pub enum Command {
     Unpin { name: String },
     /// The effective configuration (secrets redacted), validated.
     Config,
+    /// The agent: back up on BACKUP_SCHEDULE until SIGTERM/SIGINT (catches up a missed run).
+    Run,
     /// Last run and its outcome, last success, next run, counts, pending uploads.
     Status {
         #[arg(long)]
@@ -149,7 +151,7 @@ fn load_config(cli: &Cli) -> Result<(Config, RawEnv)> {
         flags.keep_last = r.keep_last;
     }
     let cfg = Config::load(&raw, &flags)?;
-    crate::logging::init(cfg.log_format, false);
+    crate::logging::init(cfg.log_format, matches!(cli.command, Command::Run));
     Ok((cfg, raw))
 }
 
@@ -163,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Restore { name, to, yes } => restore(&cfg, name, to.as_deref(), *yes),
         Command::Pin { name } => pin(&cfg, name, true),
         Command::Unpin { name } => pin(&cfg, name, false),
+        Command::Run => crate::daemon::main(cfg),
         Command::Status { json } => status(&cfg, *json),
         Command::Config => {
             for line in cfg.describe(&raw) {

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod compress;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fsutil;
 pub mod http;
