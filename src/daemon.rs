@@ -117,13 +117,15 @@ impl Planner {
         self.floor
     }
 
+    /// Whether `now` is so far before the last run that the clock must have been wrong; the
+    /// next [`Planner::poll`] then schedules from `now`.
+    pub fn clock_went_back(&self, now: DateTime<Utc>) -> bool {
+        now + BACKWARD_TOLERANCE < self.floor
+    }
+
     /// Read the clock: run, or sleep until the next scheduled time (in slices).
     pub fn poll(&mut self, now: DateTime<Utc>) -> Action {
-        if now + BACKWARD_TOLERANCE < self.floor {
-            tracing::warn!(
-                was = %self.floor, now = %now,
-                "the wall clock went back by more than an hour: scheduling from the corrected time"
-            );
+        if self.clock_went_back(now) {
             self.floor = now;
         }
         match schedule::next_run(self.floor, &self.schedule, self.tz) {
@@ -305,6 +307,12 @@ pub async fn run(cfg: Config) -> Result<ExitStatus> {
     let mut announced = None;
     loop {
         let now = Utc::now();
+        if planner.clock_went_back(now) {
+            tracing::warn!(
+                last_run = %local(planner.floor(), cfg.tz), now = %local(now, cfg.tz),
+                "the wall clock went back by more than an hour: scheduling from the corrected time"
+            );
+        }
         match planner.poll(now) {
             Action::Never => {
                 tracing::error!(schedule = %cfg.schedule, "the schedule never fires again");

@@ -2,6 +2,7 @@
 //! the lock, and a clean stop on SIGTERM (with and without the grace period running out).
 
 mod common;
+mod support;
 
 use std::fs::File;
 use std::path::Path;
@@ -335,16 +336,36 @@ fn a_missed_run_is_caught_up_once_at_start_then_the_agent_idles() {
         .any(|l| l["fields"]["message"] == "idle until the next run"));
 }
 
+/// Also: the agent's runs notify and ping like `backup` does (network code on the blocking
+/// thread that runs the backup).
 #[test]
-fn with_no_backup_at_all_one_runs_at_start() {
+fn with_no_backup_at_all_one_runs_at_start_and_is_notified() {
     let f = Fixture::new();
     make_db(&f.db(), 500, "wal");
-    let mut agent = Agent::start(&f, &[("BACKUP_SCHEDULE", "0 3 * * *")]);
+    let ntfy = support::ntfy::FakeNtfy::start();
+    let hc = support::healthcheck::FakeHealthcheck::start();
+    let ntfy_url = ntfy.url();
+    let hc_url = hc.ping_url();
+    let mut agent = Agent::start(
+        &f,
+        &[
+            ("BACKUP_SCHEDULE", "0 3 * * *"),
+            ("NTFY_URL", &ntfy_url),
+            ("NTFY_TOPIC", "agent"),
+            ("HEALTHCHECK_URL", &hc_url),
+        ],
+    );
     wait_for("the first backup", Duration::from_secs(20), &agent, || {
         ends(&f).len() == 1
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(new_starts(&f), 1);
+    assert_eq!(ends(&f)[0]["status"], "ok");
+    let msgs = ntfy.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(msgs[0].title.as_deref(), Some("Backup OK: app.db"));
+    use support::healthcheck::PingKind;
+    assert_eq!(hc.kinds(), vec![PingKind::Start, PingKind::Success]);
     assert_eq!(agent.stop(Duration::from_secs(10)).code(), Some(0));
 }
 
