@@ -83,6 +83,13 @@ pub enum Command {
     Unpin { name: String },
     /// The effective configuration (secrets redacted), validated.
     Config,
+    /// The agent: back up on BACKUP_SCHEDULE until SIGTERM/SIGINT (catches up a missed run).
+    Run,
+    /// Last run and its outcome, last success, next run, counts, pending uploads.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -163,7 +170,7 @@ fn load_config(cli: &Cli) -> Result<(Config, RawEnv)> {
         flags.keep_last = r.keep_last;
     }
     let cfg = Config::load(&raw, &flags)?;
-    crate::logging::init(cfg.log_format, false);
+    crate::logging::init(cfg.log_format, matches!(cli.command, Command::Run));
     Ok((cfg, raw))
 }
 
@@ -205,6 +212,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Pin { name } => pin(&cfg, name, true),
         Command::Unpin { name } => pin(&cfg, name, false),
+        Command::Run => crate::daemon::main(cfg),
+        Command::Status { json } => status(&cfg, *json),
         Command::Config => {
             for line in cfg.describe(&raw) {
                 println!("{line}");
@@ -541,6 +550,18 @@ fn pin(cfg: &Config, name: &str, pinned: bool) -> Result<ExitStatus> {
         if pinned { "pinned" } else { "unpinned" },
         entry.file_name()
     );
+    Ok(ExitStatus::Ok)
+}
+
+fn status(cfg: &Config, json: bool) -> Result<ExitStatus> {
+    let s = crate::status::gather(cfg, chrono::Utc::now())?;
+    if json {
+        print_json(&s);
+    } else {
+        for line in crate::status::human(&s, cfg) {
+            println!("{line}");
+        }
+    }
     Ok(ExitStatus::Ok)
 }
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::names::{BackupName, Kind};
+use crate::notify;
 use crate::offsite;
 use crate::progress;
 use crate::rotate;
@@ -339,8 +340,11 @@ pub fn log_end(store: &Store, activity: &Activity) {
 pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<Report> {
     let started = Instant::now();
     let database = cfg.database()?.to_path_buf();
-    let store = Store::open(&cfg.backup_dir)?;
-    let (lock, run) = begin(&store, "backup")?;
+    let store =
+        Store::open(&cfg.backup_dir).map_err(|e| notify::run_not_started(cfg, &database, e))?;
+    let (lock, run) =
+        begin(&store, "backup").map_err(|e| notify::run_not_started(cfg, &database, e))?;
+    notify::run_started(cfg);
     let mut stages = Stages::default();
     let mut report = Report {
         status: Status::Ok,
@@ -417,6 +421,7 @@ pub fn run_backup(cfg: &Config, opts: BackupOptions, cancel: &Cancel) -> Result<
         }
     }
 
+    stages.time("notify", || notify::run_finished(cfg, &mut report, cancel));
     report.duration_ms = started.elapsed().as_millis() as u64;
     let status = format!("{:?}", report.status).to_lowercase();
     let mut activity = end(&run, "backup", &status, report.error.clone());
