@@ -20,7 +20,7 @@ pub struct StatusJson {
     /// The next scheduled run (RFC 3339 with the zone's offset).
     pub next_run: Option<String>,
     pub local: Local,
-    /// Drive's side: filled by the Drive module when Drive is configured, null while it is off.
+    /// Drive's side: this database's backups on Drive; null while Drive is off or unreachable.
     pub remote: Option<Remote>,
     /// Backups whose upload failed and is still to be retried.
     pub pending_uploads: Vec<String>,
@@ -77,6 +77,27 @@ pub fn summarize(activity: &[Activity], tz: Tz) -> (Option<LastRun>, Option<Stri
     (last_run, last_success)
 }
 
+/// How many of this database's backups are on Drive; None when Drive is off or cannot be
+/// reached right now (status must answer even when Drive does not; the log says why).
+fn remote_count(cfg: &Config) -> Option<Remote> {
+    // A status answer must not wait out DRIVE_RETRY_TIMEOUT on an unreachable Drive.
+    let mut cfg = cfg.clone();
+    let dc = cfg.drive.as_mut()?;
+    dc.retry_timeout = dc.retry_timeout.min(std::time::Duration::from_secs(10));
+    let cfg = &cfg;
+    let result = crate::offsite::connect(cfg).and_then(|(drive, _)| {
+        crate::offsite::list_remote(&drive, cfg.tz)
+            .map_err(|e| crate::error::Error::Other(e.to_string()))
+    });
+    match result {
+        Ok(files) => Some(Remote { count: files.len() }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count the backups on Drive");
+            None
+        }
+    }
+}
+
 /// Gather the status at `now`.
 pub fn gather(cfg: &Config, now: DateTime<Utc>) -> Result<StatusJson> {
     let store = Store::existing(&cfg.backup_dir);
@@ -91,7 +112,7 @@ pub fn gather(cfg: &Config, now: DateTime<Utc>) -> Result<StatusJson> {
             count: entries.len(),
             bytes: entries.iter().map(|e| e.bytes).sum(),
         },
-        remote: None,
+        remote: remote_count(cfg),
         pending_uploads: entries
             .iter()
             .filter(|e| e.upload() == Upload::Pending)

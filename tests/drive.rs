@@ -781,3 +781,24 @@ fn regression_a_pending_backup_that_rotted_on_disk_is_not_uploaded() {
     );
     assert!(d.google.files_named(&name).is_empty());
 }
+
+#[test]
+fn status_counts_the_backups_on_drive_and_says_null_when_drive_is_unreachable() {
+    let d = DriveFixture::new();
+    make_db(&d.f.db(), 50, "wal");
+    for _ in 0..2 {
+        let (out, _) = d.backup();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let out = d.cmd(&["status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["remote"]["count"], 2);
+    d.google.pause();
+    let out = d
+        .cmd(&["status", "--json"])
+        .env("DRIVE_RETRY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(json(&out)["remote"].is_null());
+}
