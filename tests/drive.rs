@@ -802,3 +802,56 @@ fn status_counts_the_backups_on_drive_and_says_null_when_drive_is_unreachable() 
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(json(&out)["remote"].is_null());
 }
+
+/// The upload streams from disk: peak memory stays far below the size of the backup (one
+/// chunk in flight, 8 MiB by default), measured with GNU time on the real binary.
+#[test]
+fn uploading_a_large_backup_keeps_memory_bounded_by_the_chunk() {
+    let time = std::path::Path::new("/usr/bin/time");
+    assert!(time.exists(), "GNU time is needed (.ci/run installs it)");
+    let d = DriveFixture::new();
+    make_big_db(&d.f.db(), 96); // incompressible: the backup is ~96 MiB
+    let mut cmd = d.cmd(&["backup", "--json"]);
+    cmd.env("DRIVE_CHUNK_KIB", "8192");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    let mut timed = Command::new(time);
+    timed
+        .arg("-f")
+        .arg("maxrss_kb=%M")
+        .arg(program)
+        .args(args)
+        .current_dir(d.f.path(""))
+        .env_clear();
+    for (k, v) in envs {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
+    }
+    let out = timed.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let name = json(&out)["backup"]["name"].as_str().unwrap().to_string();
+    let bytes = std::fs::metadata(d.f.backups().join(&name)).unwrap().len();
+    assert!(bytes > 90 << 20, "the backup is {bytes} bytes");
+    d.assert_landed(&name);
+    let rss_kb: u64 = stderr(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .expect("GNU time's report")
+        .trim()
+        .parse()
+        .unwrap();
+    println!(
+        "peak RSS {} MiB for a {} MiB upload",
+        rss_kb / 1024,
+        bytes >> 20
+    );
+    assert!(
+        rss_kb < 64 * 1024,
+        "peak RSS {rss_kb} KiB for a {bytes}-byte upload"
+    );
+}
