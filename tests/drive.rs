@@ -90,6 +90,19 @@ impl DriveFixture {
         self.google.create_file(name, Some(folder), b"old", &props)
     }
 
+    /// A backup made while Drive is unreachable: exit 3, kept locally and pending. Its name.
+    fn backup_while_drive_is_down(&self) -> String {
+        self.google.pause();
+        let out = self
+            .cmd(&["backup"])
+            .env("DRIVE_RETRY_TIMEOUT", "1")
+            .output()
+            .unwrap();
+        self.google.resume();
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        self.f.listed()[0].clone()
+    }
+
     fn record(&self, name: &str) -> serde_json::Value {
         let p = self
             .f
@@ -277,17 +290,9 @@ fn with_the_server_down_the_run_exits_3_keeps_the_backup_and_the_next_run_upload
 fn upload_pending_uploads_what_failed_earlier() {
     let d = DriveFixture::new();
     make_db(&d.f.db(), 100, "wal");
-    d.google.pause();
-    let out = d
-        .cmd(&["backup"])
-        .env("DRIVE_RETRY_TIMEOUT", "1")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    d.google.resume();
+    let name = d.backup_while_drive_is_down();
     let out = d.cmd(&["upload", "--pending"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let name = d.f.listed()[0].clone();
     assert!(stdout(&out).contains(&name));
     d.assert_landed(&name);
     let again = d.cmd(&["upload", "--pending"]).output().unwrap();
@@ -758,15 +763,7 @@ fn regression_two_databases_sharing_a_folder_never_rotate_each_others_backups() 
 fn regression_a_pending_backup_that_rotted_on_disk_is_not_uploaded() {
     let d = DriveFixture::new();
     make_db(&d.f.db(), 200, "wal");
-    d.google.pause();
-    let out = d
-        .cmd(&["backup"])
-        .env("DRIVE_RETRY_TIMEOUT", "1")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    d.google.resume();
-    let name = d.f.listed()[0].clone();
+    let name = d.backup_while_drive_is_down();
     let path = d.f.backups().join(&name);
     let mut bytes = std::fs::read(&path).unwrap();
     let i = bytes.len() / 2;

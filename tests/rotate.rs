@@ -288,24 +288,9 @@ fn a_backup_that_cannot_be_deleted_gives_exit_3_names_it_and_keeps_the_new_backu
     let other = f.path("bind-source.gz");
     std::fs::copy(&stuck, &other).unwrap();
     // A bind mount over the file makes unlink fail (EBUSY), a real failure of the delete.
-    let script = format!(
-        "mount --bind {other} {stuck} && exec \"$0\" backup --no-drive --json",
-        other = other.display(),
-        stuck = stuck.display()
-    );
+    let setup = format!("mount --bind {} {}", other.display(), stuck.display());
     let out = f
-        .cmd_bin(
-            "unshare",
-            &[
-                "--user",
-                "--map-root-user",
-                "--mount",
-                "sh",
-                "-c",
-                &script,
-                BIN,
-            ],
-        )
+        .cmd_in_mount_namespace(&setup, &["backup", "--no-drive", "--json"])
         .env("KEEP_DAILY", "1")
         .env("KEEP_WEEKLY", "0")
         .env("KEEP_MONTHLY", "0")

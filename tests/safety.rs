@@ -222,23 +222,9 @@ fn two_runs_at_once_make_exactly_one_backup_and_the_other_exits_4() {
 fn backup_on_small_disk(f: &Fixture, size: u64) -> std::process::Output {
     let mnt = f.path("small");
     std::fs::create_dir_all(&mnt).unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size={size} tmpfs {mnt} && exec \"$0\" backup --no-drive",
-        mnt = mnt.display()
-    );
+    let setup = format!("mount -t tmpfs -o size={size} tmpfs {}", mnt.display());
     let out = f
-        .cmd_bin(
-            "unshare",
-            &[
-                "--user",
-                "--map-root-user",
-                "--mount",
-                "sh",
-                "-c",
-                &script,
-                BIN,
-            ],
-        )
+        .cmd_in_mount_namespace(&setup, &["backup", "--no-drive"])
         .env("BACKUP_DIR", mnt.join("backups"))
         .output()
         .expect("unshare is needed for the full-disk tests (util-linux)");

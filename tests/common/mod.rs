@@ -51,6 +51,23 @@ impl Fixture {
         c
     }
 
+    /// `snapkeep ARGS` run after `setup` (shell, e.g. a mount) in a private user and mount
+    /// namespace (unshare), so a test can give it a real small disk or an undeletable file.
+    pub fn cmd_in_mount_namespace(&self, setup: &str, args: &[&str]) -> Command {
+        let script = format!("{setup} && exec \"$0\" \"$@\"");
+        let mut unshare_args = vec![
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            &script,
+            BIN,
+        ];
+        unshare_args.extend_from_slice(args);
+        self.cmd_bin("unshare", &unshare_args)
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run snapkeep")
     }
