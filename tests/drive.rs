@@ -852,3 +852,41 @@ fn uploading_a_large_backup_keeps_memory_bounded_by_the_chunk() {
         "peak RSS {rss_kb} KiB for a {bytes}-byte upload"
     );
 }
+
+#[test]
+fn the_ntfy_message_carries_the_drive_link_and_a_revoked_token_is_reported_to_the_phone() {
+    let d = DriveFixture::new();
+    let ntfy = support::ntfy::FakeNtfy::start();
+    make_db(&d.f.db(), 50, "wal");
+    let out = d
+        .cmd(&["backup", "--json"])
+        .env("NTFY_URL", ntfy.url())
+        .env("NTFY_TOPIC", "backups")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let link = json(&out)["drive"]["link"].as_str().unwrap().to_string();
+    let msgs = ntfy.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(msgs[0].click.as_deref(), Some(link.as_str()));
+    assert!(msgs[0].message.contains(&link), "{}", msgs[0].message);
+
+    // Credentials revoked: the run is partial and the phone hears why.
+    d.google.revoke_refresh_token(&d.google.refresh_token());
+    let out = d
+        .cmd(&["backup", "--json"])
+        .env("NTFY_URL", ntfy.url())
+        .env("NTFY_TOPIC", "backups")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let msgs = ntfy.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].priority >= 4, "{:?}", msgs[1]);
+    assert!(
+        msgs[1].message.contains("run `snapkeep auth`"),
+        "{}",
+        msgs[1].message
+    );
+    assert!(!msgs[1].message.contains(&d.google.refresh_token()));
+}
