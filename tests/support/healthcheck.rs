@@ -59,12 +59,7 @@ impl Ping {
     }
 }
 
-#[derive(Clone, Debug)]
-enum HcFault {
-    Status(u16),
-    Delay(Duration),
-    Drop,
-}
+use super::SimpleFault as HcFault;
 
 struct Inner {
     checks: Vec<String>,
@@ -177,24 +172,15 @@ impl FakeHealthcheck {
 
     /// The next `n` requests get `status` (body = reason text); nothing is recorded.
     pub fn fail_next(&self, n: usize, status: u16) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(HcFault::Status(status));
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, HcFault::Status(status));
     }
 
     pub fn delay_next(&self, n: usize, delay: Duration) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(HcFault::Delay(delay));
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, HcFault::Delay(delay));
     }
 
     pub fn drop_next(&self, n: usize) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(HcFault::Drop);
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, HcFault::Drop);
     }
 
     /// Stops the server now (same as dropping the handle).

@@ -635,3 +635,21 @@ pub fn reason_phrase(status: u16) -> &'static str {
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error")
 }
+
+/// A one-shot fault of the simple fake servers (ntfy, healthchecks): answer with a status,
+/// answer late, or close the connection without an answer.
+#[derive(Clone, Debug)]
+pub(crate) enum SimpleFault {
+    Status(u16),
+    Delay(Duration),
+    Drop,
+}
+
+/// Queue `n` copies of `fault`; each is used by one request, in order.
+pub(crate) fn queue_faults(
+    queue: &mut std::collections::VecDeque<SimpleFault>,
+    n: usize,
+    fault: SimpleFault,
+) {
+    queue.extend(std::iter::repeat_n(fault, n));
+}

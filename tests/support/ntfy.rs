@@ -66,12 +66,7 @@ pub struct NtfyMessage {
     pub headers: Vec<(String, String)>,
 }
 
-#[derive(Clone, Debug)]
-enum NtfyFault {
-    Status(u16),
-    Delay(Duration),
-    Drop,
-}
+use super::SimpleFault as NtfyFault;
 
 struct Inner {
     access_control: bool,
@@ -190,26 +185,17 @@ impl FakeNtfy {
 
     /// The next `n` requests get `status` with ntfy's JSON error body (nothing is recorded).
     pub fn fail_next(&self, n: usize, status: u16) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(NtfyFault::Status(status));
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, NtfyFault::Status(status));
     }
 
     /// The next `n` requests are answered only after `delay`.
     pub fn delay_next(&self, n: usize, delay: Duration) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(NtfyFault::Delay(delay));
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, NtfyFault::Delay(delay));
     }
 
     /// The next `n` requests have their connection closed without a response.
     pub fn drop_next(&self, n: usize) {
-        let mut inner = lock(&self.shared);
-        for _ in 0..n {
-            inner.faults.push_back(NtfyFault::Drop);
-        }
+        super::queue_faults(&mut lock(&self.shared).faults, n, NtfyFault::Drop);
     }
 
     /// Stops the server now (same as dropping the handle).
