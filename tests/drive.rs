@@ -44,6 +44,15 @@ impl DriveFixture {
             .expect("the folder was created")
     }
 
+    /// A backup that succeeds and lands on Drive intact; its name.
+    fn backup_that_lands(&self) -> String {
+        let (out, v) = self.backup();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let name = v["backup"]["name"].as_str().unwrap().to_string();
+        self.assert_landed(&name);
+        name
+    }
+
     /// The backup landed in the folder, byte-identical, with matching MD5 and SHA-256.
     fn assert_landed(&self, name: &str) {
         let local = self.f.backups().join(name);
@@ -235,9 +244,7 @@ fn lands_intact_when_the_access_token_expires_mid_run_with_one_refresh() {
     multi_chunk_db(&d.f);
     d.google
         .inject(Route::UploadChunk, Fault::ExpireTokenBefore);
-    let (out, v) = d.backup();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    d.assert_landed(v["backup"]["name"].as_str().unwrap());
+    d.backup_that_lands();
     assert_eq!(
         d.google.count(Route::Token),
         2,
@@ -308,9 +315,7 @@ fn python_google_auth_credentials_work_unchanged() {
     )
     .unwrap();
     make_db(&d.f.db(), 100, "wal");
-    let (out, v) = d.backup();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    d.assert_landed(v["backup"]["name"].as_str().unwrap());
+    d.backup_that_lands();
 }
 
 #[test]
@@ -654,9 +659,7 @@ fn auth_runs_the_loopback_consent_flow_and_writes_a_0600_credentials_file_that_w
     // The file it wrote is what backups use.
     std::fs::copy(&creds, d.f.path("creds.json")).unwrap();
     make_db(&d.f.db(), 50, "wal");
-    let (out, v) = d.backup();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    d.assert_landed(v["backup"]["name"].as_str().unwrap());
+    d.backup_that_lands();
 }
 
 #[test]
