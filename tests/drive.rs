@@ -407,10 +407,7 @@ fn remote_rotation_trashes_exactly_what_the_policy_drops_across_pages() {
     d.google.set_max_page_size(Some(2));
 
     let policy = |c: &mut Command| {
-        c.env("KEEP_LAST", "0")
-            .env("KEEP_DAILY", "3")
-            .env("KEEP_WEEKLY", "0")
-            .env("KEEP_MONTHLY", "0");
+        c.env("KEEP_LAST", "0").keep_days_only("3");
     };
     let mut dry = d.cmd(&["rotate", "--remote", "--dry-run", "--json"]);
     policy(&mut dry);
@@ -464,9 +461,7 @@ fn backup_rotates_drive_after_a_successful_upload_with_drive_delete() {
     let out = d
         .cmd(&["backup", "--json"])
         .env("KEEP_LAST", "0")
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .env("DRIVE_DELETE", "delete")
         .output()
         .unwrap();
@@ -746,9 +741,7 @@ fn regression_two_databases_sharing_a_folder_never_rotate_each_others_backups() 
         .env("DATABASE_URL", other.to_str().unwrap())
         .env("BACKUP_DIR", d.f.path("other-backups"))
         .env("KEEP_LAST", "1")
-        .env("KEEP_DAILY", "0")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("0")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -175,9 +175,7 @@ fn pinned_and_pre_restore_backups_survive_rotation_and_are_not_counted() {
 
     let out = f
         .cmd(&["rotate", "--json"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -214,9 +212,7 @@ fn pinned_and_pre_restore_backups_survive_rotation_and_are_not_counted() {
         .success());
     let out = f
         .cmd(&["rotate", "--dry-run", "--json"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert_eq!(
@@ -232,9 +228,7 @@ fn backup_rotates_after_success_including_legacy_files() {
     std::fs::copy(f.db(), f.backups().join("backup-2024-12-01-030000.db")).unwrap();
     let out = f
         .cmd(&["backup", "--no-drive", "--json"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -271,9 +265,7 @@ fn a_failed_backup_never_rotates() {
     std::fs::remove_file(f.db()).unwrap();
     let out = f
         .cmd(&["backup", "--no-drive"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -291,9 +283,7 @@ fn a_backup_that_cannot_be_deleted_gives_exit_3_names_it_and_keeps_the_new_backu
     let setup = format!("mount --bind {} {}", other.display(), stuck.display());
     let out = f
         .cmd_in_mount_namespace(&setup, &["backup", "--no-drive", "--json"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -327,9 +317,7 @@ fn regression_rotation_never_deletes_the_backup_the_run_just_made() {
     std::fs::copy(f.db(), f.backups().join(&legacy)).unwrap();
     let out = f
         .cmd(&["backup", "--no-drive", "--json"])
-        .env("KEEP_DAILY", "1")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0")
+        .keep_days_only("1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -132,9 +132,7 @@ fn bad_configuration_exits_2_and_touches_nothing() {
     cmd.env_remove("DATABASE_URL");
     assert_fails_cleanly(&f, &mut cmd, 2, "DATABASE_URL is not set");
     let mut cmd = f.cmd(&["backup", "--no-drive"]);
-    cmd.env("KEEP_DAILY", "0")
-        .env("KEEP_WEEKLY", "0")
-        .env("KEEP_MONTHLY", "0");
+    cmd.keep_days_only("0");
     assert_fails_cleanly(&f, &mut cmd, 2, "KEEP_");
 }
 

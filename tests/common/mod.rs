@@ -99,6 +99,19 @@ impl Fixture {
     }
 }
 
+/// Retention of the N newest days only (weekly and monthly tiers off), for rotation tests.
+pub trait KeepDaysOnly {
+    fn keep_days_only(&mut self, days: &str) -> &mut Self;
+}
+
+impl KeepDaysOnly for Command {
+    fn keep_days_only(&mut self, days: &str) -> &mut Self {
+        self.env("KEEP_DAILY", days)
+            .env("KEEP_WEEKLY", "0")
+            .env("KEEP_MONTHLY", "0")
+    }
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

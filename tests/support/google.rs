@@ -336,27 +336,7 @@ impl FakeGoogle {
         let client_secret = format!("GOCSPX-{}", random_string(28, ALNUM));
         let refresh_token = format!("1//0{}", random_string(98, ALNUM));
         let root_id = new_root_like_id();
-        let now = Utc::now();
-        let root = DriveFile {
-            id: root_id.clone(),
-            name: "My Drive".into(),
-            mime_type: FOLDER_MIME.into(),
-            parents: vec![],
-            app_properties: BTreeMap::new(),
-            properties: BTreeMap::new(),
-            description: None,
-            content: vec![],
-            md5_checksum: None,
-            sha256_checksum: None,
-            created_time: now,
-            modified_time: now,
-            trashed: false,
-            explicitly_trashed: false,
-            starred: false,
-            drive_id: None,
-            version: 1,
-            seq: 0,
-        };
+        let root = DriveFile::blank(root_id.clone(), "My Drive", FOLDER_MIME, vec![], None, 0);
         let mut clients = HashMap::new();
         clients.insert(client_id.clone(), client_secret.clone());
         let mut refresh_tokens = HashMap::new();
@@ -852,27 +832,41 @@ fn new_file(
     parents: Vec<String>,
     drive_id: Option<String>,
 ) -> DriveFile {
-    let now = Utc::now();
     inner.seq += 1;
-    DriveFile {
-        id: new_drive_id(),
-        name: name.into(),
-        mime_type: mime.into(),
-        parents,
-        app_properties: BTreeMap::new(),
-        properties: BTreeMap::new(),
-        description: None,
-        content: vec![],
-        md5_checksum: None,
-        sha256_checksum: None,
-        created_time: now,
-        modified_time: now,
-        trashed: false,
-        explicitly_trashed: false,
-        starred: false,
-        drive_id,
-        version: 1,
-        seq: inner.seq,
+    DriveFile::blank(new_drive_id(), name, mime, parents, drive_id, inner.seq)
+}
+
+impl DriveFile {
+    /// A new, empty, untrashed file or folder created now (version 1).
+    fn blank(
+        id: String,
+        name: &str,
+        mime: &str,
+        parents: Vec<String>,
+        drive_id: Option<String>,
+        seq: u64,
+    ) -> DriveFile {
+        let now = Utc::now();
+        DriveFile {
+            id,
+            name: name.into(),
+            mime_type: mime.into(),
+            parents,
+            app_properties: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            description: None,
+            content: vec![],
+            md5_checksum: None,
+            sha256_checksum: None,
+            created_time: now,
+            modified_time: now,
+            trashed: false,
+            explicitly_trashed: false,
+            starred: false,
+            drive_id,
+            version: 1,
+            seq,
+        }
     }
 }
 
